@@ -60,3 +60,41 @@ def test_from_edges_refuses_objects_other_than_ints_saying_what_is_read(bad) -> 
 def test_from_edges_still_refuses_a_float_array_by_its_dtype() -> None:
     with pytest.raises(TypeError, match=r"^edges: expected integer node indices, got dtype float64$"):
         gm.Graph.from_edges(3, np.array([[0.0, 1.0]]))
+
+
+# ------------------------------------------------ 3. ExactCCA of a 1-D Y, as scikit-learn's CCA
+def _views() -> tuple:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4))
+    y = x @ rng.normal(size=4) + 0.1 * rng.normal(size=30)
+    return x, y
+
+
+def test_exact_cca_reads_a_1d_y_as_one_column_in_fit_and_transform() -> None:
+    """It refused it as "Y: expected a non-empty 2-D array", where sklearn's CCA fits it."""
+    from sklearn.cross_decomposition import CCA
+
+    x, y = _views()
+    CCA(n_components=1).fit(x, y)  # what the interface follows
+    one_d = ExactCCA(n_components=1).fit(x, y)
+    column = ExactCCA(n_components=1).fit(x, y[:, None])
+    assert np.array_equal(one_d.y_weights_, column.y_weights_)
+    assert np.array_equal(one_d.correlations_, column.correlations_)
+    x_scores, y_scores = one_d.transform(x, y)
+    expected = column.transform(x, y[:, None])
+    assert y_scores.shape == (30, 1)
+    assert np.array_equal(x_scores, expected[0]) and np.array_equal(y_scores, expected[1])
+    assert one_d.correlations_[0] > 0.99
+
+
+def test_exact_cca_still_refuses_a_1d_x_as_sklearn_does() -> None:
+    from sklearn.cross_decomposition import CCA
+
+    x, y = _views()
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        CCA(n_components=1).fit(y, x)
+    with pytest.raises(gm.ShapeError, match=r"^X: expected a non-empty 2-D array \[n, d\], got shape \(30,\)"):
+        ExactCCA(n_components=1).fit(y, x)
+    fitted = ExactCCA(n_components=1).fit(x, y)
+    with pytest.raises(gm.ShapeError, match=r"^X: expected a non-empty 2-D array"):
+        fitted.transform(x[:, 0], y)

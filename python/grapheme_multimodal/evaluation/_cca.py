@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .._validation import (
-    FloatLike, IntLike, as_finite_float, exact_int, is_int, refuse_beyond_budget, wrong_type,
+    FloatLike, IntLike, as_finite_float, as_real_array, exact_int, is_int, refuse_beyond_budget, wrong_type,
 )
 from .._frames import named_columns, refuse_reordered_columns, refuse_unpaired_frames
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
@@ -140,6 +140,14 @@ def _unshifted(mean: np.ndarray, offset: Offset) -> np.ndarray:
     return as_float(offset) + mean
 
 
+def _one_column_if_1d(view: Any, name: str) -> np.ndarray:
+    """``view`` as an array, one column ``[n, 1]`` when it is 1-D, as
+    scikit-learn's ``CCA`` reads its ``Y`` (a target ``y``); a 1-D ``X`` is
+    not passed here and stays refused, as there. It refused a 1-D ``Y`` as "expected a 2-D array"."""
+    arr = as_real_array(view, name)  # read once: a data frame is not converted again by _finite_2d
+    return arr.reshape(-1, 1) if arr.ndim == 1 else arr
+
+
 #: What fit sets (arrays, and tuples of them), pickled by :mod:`.._portable`.
 _FITTED_STATE = ("x_mean_", "y_mean_", "x_weights_", "y_weights_", "correlations_", "_x_offset", "_y_offset",
                  "_x_int_offset", "_y_int_offset", "_x_scaled_weights", "_y_scaled_weights", "_x_scale", "_y_scale",
@@ -176,7 +184,8 @@ class ExactCCA(PortablePickle):
 
     The interface is scikit-learn's ``CCA``: ``fit(X, Y)``, ``transform(X, Y)``
     → ``(x_scores, y_scores)``, ``fit_transform``, ``get_params`` and
-    ``set_params`` (so ``sklearn.base.clone`` copies it).
+    ``set_params`` (so ``sklearn.base.clone`` copies it). As there, a 1-D
+    ``Y`` (a target ``y``) is read as one column, and a 1-D ``X`` is refused.
 
     >>> rng = np.random.default_rng(0)
     >>> z = rng.normal(size=(500, 2))
@@ -230,7 +239,7 @@ class ExactCCA(PortablePickle):
                             "two views: fit(X, Y), or pipeline.fit(X, Y))")
         # rows pair by position: data frames of the same samples in another order fitted wrongly, without a word
         refuse_unpaired_frames((("X", X), ("Y", Y)))
-        x, y = _finite_2d("X", X), _finite_2d("Y", Y)
+        x, y = _finite_2d("X", X), _finite_2d("Y", _one_column_if_1d(Y, "Y"))
         # integers beyond 2**53 (and long doubles) shifted exactly, not rounded: rows a few units apart were one
         # value in float64
         x_int_offset, y_int_offset = _exact_offset(x), _exact_offset(y)
@@ -335,7 +344,7 @@ class ExactCCA(PortablePickle):
             return x_scores
         y_offset = state.get("_y_offset", (1.0, state["y_mean_"]))
         y_int_offset = state.get("_y_int_offset")
-        return x_scores, self._scores("Y", Y, y_offset, state["_y_scale"], state["_y_scaled_weights"], y_int_offset)
+        return x_scores, self._scores("Y", _one_column_if_1d(Y, "Y"), y_offset, state["_y_scale"], state["_y_scaled_weights"], y_int_offset)
 
     def fit_transform(self, X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:  # noqa: N803
         """``fit(X, Y).transform(X, Y)``."""
