@@ -98,3 +98,21 @@ def test_exact_cca_still_refuses_a_1d_x_as_sklearn_does() -> None:
     fitted = ExactCCA(n_components=1).fit(x, y)
     with pytest.raises(gm.ShapeError, match=r"^X: expected a non-empty 2-D array"):
         fitted.transform(x[:, 0], y)
+
+
+# ------------------------------------------------ 4. the model's float32 refusals name X's column
+@pytest.mark.parametrize("low, high, words", [
+    (1.2e-38, 1.3e-38, "vary, but by a standard deviation below float32's smallest normal number"),
+    (0.0, 1e-39, "are at most 1e-39 in magnitude"),
+])
+def test_estimator_names_the_column_of_xs_in_the_models_float32_refusals(low, high, words) -> None:
+    """It said "Xs[:, 4:10]: column 1's values ...", the view's column, read as X's column 1."""
+    X = np.random.default_rng(0).normal(size=(20, 10)).astype(np.float32)
+    X[:, 5], X[::2, 5] = np.float32(low), np.float32(high)
+    estimator = MultimodalEmbedder(view_sizes=[4, 6], epochs=1)
+    with pytest.raises(gm.InvalidValueError, match=rf"^Xs\[:, 4:10\]: the values of column 5 of Xs {words}") as err:
+        estimator.fit(X)
+    assert err.value.arg == "Xs[:, 4:10]"
+    assert not hasattr(estimator, "model_")  # the failed fit left nothing behind
+    with pytest.raises(gm.InvalidValueError, match=rf"^Xs\[1\]: column 1's values {words}"):  # a view of its own
+        MultimodalEmbedder(epochs=1).fit([X[:, :4], X[:, 4:]])

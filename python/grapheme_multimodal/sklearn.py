@@ -19,6 +19,7 @@ import inspect
 import itertools
 import math
 import os
+import re
 import reprlib
 import threading
 import unicodedata
@@ -592,7 +593,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         names = {"inputs": "Xs", "data": "Xs"}  # all the views, as fit's and fit_with_stopping's arguments
         for m, name in zip(self.modalities_, self._view_names()):
             names.update({f"inputs[{str(m)!r}]": name, f"data[{str(m)!r}]": name})
-        err = renamed(err, names)
+        err = _column_of_xs(renamed(err, names), self._view_names(),
+                            _view_columns_of(self.__dict__.get("_fitted_view_sizes"), len(self.modalities_)))
         one_row = "Xs: 1 row;"
         if isinstance(err, GraphemeError) and str(err).startswith(one_row):
             # scikit-learn's word for a row, which its checks (check_fit2d_1sample) look for
@@ -1103,6 +1105,24 @@ def _view_columns_of(sizes: Optional[Tuple[int, ...]], n_views: int) -> List[Opt
     if sizes is None:
         return [None] * n_views
     return [("Xs", block.start) for block in _column_blocks(sizes)]
+
+
+def _column_of_xs(err: Exception, names: List[str], columns_of: List[Optional[Tuple[str, int]]]) -> Exception:
+    """``err`` of a view cut from Xs by ``view_sizes`` (named ``names[i]``,
+    ``Xs[:, 4:10]``) whose message begins with the model's "column 1's
+    values", the view's column, said as X's own ("the values of column 5 of
+    Xs"), as the estimator's own checks say it: read as X's column 1, the
+    wrong column was looked at. Else ``err`` itself."""
+    for name, within in zip(names, columns_of):
+        prefix = f"{name}: column "
+        if within is None or not isinstance(err, GraphemeError) or not str(err).startswith(prefix):
+            continue
+        found = re.match(r"(\d+)'s values ", str(err)[len(prefix):])
+        if found:
+            column = int(found.group(1)) + within[1]
+            rest = str(err)[len(prefix) + len(found.group(1)) + len("'s values "):]
+            return type(err)(f"{name}: the values of column {column} of {within[0]} {rest}", err.arg)
+    return err
 
 
 def _side_by_side(estimator: MultimodalEmbedder, whole: np.ndarray, given: Any, sizes: Tuple[int, ...],
