@@ -116,3 +116,26 @@ def test_estimator_names_the_column_of_xs_in_the_models_float32_refusals(low, hi
     assert not hasattr(estimator, "model_")  # the failed fit left nothing behind
     with pytest.raises(gm.InvalidValueError, match=rf"^Xs\[1\]: column 1's values {words}"):  # a view of its own
         MultimodalEmbedder(epochs=1).fit([X[:, :4], X[:, 4:]])
+
+
+# ------------------------------------------------ 5. nutrimouse_cv's anchors with an all-zero score row
+class _ZeroFirstRowCCA(ExactCCA):
+    """ExactCCA whose Y scores of the first row are zero."""
+
+    def transform(self, X, Y=None):  # noqa: N803
+        x_scores, y_scores = super().transform(X, Y)
+        y_scores[0] = 0.0
+        return x_scores, y_scores
+
+
+def test_nutrimouse_cv_names_the_view_and_mouse_of_an_anchors_zero_scores(nutrimouse, monkeypatch) -> None:
+    """They reached cross_view_retrieval, refused as its "gallery", no argument of nutrimouse_cv."""
+    monkeypatch.setattr(_nutrimouse, "ExactCCA", _ZeroFirstRowCCA)
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    _, first_test_rows = next(RepeatedStratifiedKFold(n_splits=5, n_repeats=1, random_state=0)
+                              .split(nutrimouse.views["gene"], nutrimouse.diet))
+    with pytest.raises(gm.InvalidValueError, match=rf"^data.views\['lipid'\]: the exact CCA\(2\) scores of 1 row\(s\) "
+                                                   rf"\(first: row {first_test_rows[0]}\) are all zero") as err:
+        evaluation.nutrimouse_cv(None, nutrimouse, n_repeats=1)
+    assert err.value.arg == "data.views['lipid']"

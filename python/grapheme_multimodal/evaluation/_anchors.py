@@ -141,16 +141,18 @@ def _pairwise_cca_retrieval(
     return {pair_key(q, g): out[pair_key(q, g)] for q, g in ordered_pairs(names)}
 
 
-def refuse_zero_rows(arg: str, rows: np.ndarray, what: str, cause: str) -> None:
+def refuse_zero_rows(arg: str, rows: np.ndarray, what: str, cause: str, row_numbers: Optional[np.ndarray] = None) -> None:
     """InvalidValueError naming ``arg`` when a row of ``rows`` (its ``what``)
     is all zero: cosine retrieval has no direction for it, and the error was
     the metric's, about a ``query`` or ``gallery`` the caller never passed
     and a ``metric`` the caller's function does not take. ``cause``: why
-    such rows come about."""
+    such rows come about. ``row_numbers``: each row's number in ``arg``,
+    where ``rows`` are some of its rows (a fold's)."""
     zero = np.flatnonzero(~np.any(np.asarray(rows) != 0, axis=1))
     if zero.size:
+        first = int(zero[0] if row_numbers is None else row_numbers[zero[0]])
         raise InvalidValueError(
-            f"{arg}: the {what} of {zero.size} row(s) (first: row {zero[0]}) are all zero, which the cosine "
+            f"{arg}: the {what} of {zero.size} row(s) (first: row {first}) are all zero, which the cosine "
             f"retrieval cannot compare ({cause})", arg,
         )
 

@@ -203,6 +203,10 @@ def nutrimouse_cv(
             train_std, test_std = standardize(*({v: views[v] for v in (_QUERY, _GALLERY)} for views in (train_views, test_views)))
             for name, scores in NUTRIMOUSE_ANCHORS.items():
                 q, g = scores(train_std[_QUERY], train_std[_GALLERY], test_std[_QUERY], test_std[_GALLERY])
+                for view, view_scores in ((_QUERY, q), (_GALLERY, g)):  # else named as the metric's "query" or "gallery"
+                    refuse_zero_rows(f"data.views[{view!r}]", view_scores, f"{name} scores",
+                                     "the mouse is at the view's mean over the fold's training mice, or differs from it "
+                                     "only where they do not vary, such as a column constant over them", test_rows)
                 for t, p in _precision(q, g, data, test_rows).items():
                     sums[name][t][repeat] += p / n_splits
     return sums
