@@ -85,6 +85,8 @@ def test_exact_cca_reads_a_1d_y_as_one_column_in_fit_and_transform() -> None:
     assert y_scores.shape == (30, 1)
     assert np.array_equal(x_scores, expected[0]) and np.array_equal(y_scores, expected[1])
     assert one_d.correlations_[0] > 0.99
+    if hasattr(CCA(), "__sklearn_tags__"):  # scikit-learn >= 1.6: its tags say so, as CCA's do
+        assert one_d.__sklearn_tags__().target_tags.single_output == CCA().__sklearn_tags__().target_tags.single_output
 
 
 def test_exact_cca_still_refuses_a_1d_x_as_sklearn_does() -> None:

@@ -224,12 +224,13 @@ class ExactCCA(PortablePickle):
     def __sklearn_tags__(self) -> Any:
         """scikit-learn's tags (read by ``Pipeline`` and the like from
         scikit-learn 1.6 on; from 1.7 an estimator without them is refused):
-        those of its ``CCA``, a transformer that needs ``Y`` to fit, whose
-        inputs are finite float64 numbers. scikit-learn is imported here
+        those of its ``CCA``, a transformer that needs ``Y`` to fit (one
+        column or several, a 1-D ``Y`` read as one), whose inputs are finite
+        float64 numbers. scikit-learn is imported here
         only: nothing else of the class needs it."""
         from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
-        return Tags(estimator_type=None, target_tags=TargetTags(required=True, multi_output=True, single_output=False),
+        return Tags(estimator_type=None, target_tags=TargetTags(required=True, multi_output=True, single_output=True),
                     transformer_tags=TransformerTags(preserves_dtype=["float64"]), input_tags=InputTags())
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "ExactCCA":  # noqa: N803 - scikit-learn's names
