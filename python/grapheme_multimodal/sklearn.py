@@ -182,8 +182,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
     __metadata_request__fit = {"Xs": metadata_routing.UNUSED}
     __metadata_request__transform = {"Xs": metadata_routing.UNUSED}
     # the column names learnt from frames (object arrays) as their items: a pickle of numpy 2
-    # loads under numpy 1, and back (_portable.py; the models pickle their own arrays so)
-    _PORTABLE_KEYS = ("_view_columns",)
+    # loads under numpy 1, and back (_portable.py; the models pickle their own arrays so). One frame's
+    # (X with view_sizes, or a single view) are scikit-learn's feature_names_in_: left out, such a pickle
+    # of numpy 2 named numpy._core, and numpy 1 refused it (ModuleNotFoundError).
+    _PORTABLE_KEYS = ("_view_columns", "feature_names_in_")
 
     def __init__(
         self,
