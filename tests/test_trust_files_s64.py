@@ -1,0 +1,114 @@
+"""Files under hostile review, round s64: pickles of estimators fitted on
+data frames across numpy majors, and damaged or forged files."""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+pd = pytest.importorskip("pandas")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _numpy_globals(data: bytes) -> set:
+    """The numpy names a pickle imports as it loads (numpy 2's numpy._core is missing from numpy 1)."""
+    imported = set()
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module, name):
+            imported.add((module, name))
+            return super().find_class(module, name)
+
+    Recording(io.BytesIO(data)).load()
+    return {(module, name) for module, name in imported if module.split(".")[0] == "numpy"}
+
+
+def _frame(columns=("a", "b", "c", "d", "e")) -> "pd.DataFrame":
+    return pd.DataFrame(np.random.default_rng(0).normal(size=(30, len(columns))), columns=list(columns))
+
+
+def _embedder(**options) -> MultimodalEmbedder:
+    return MultimodalEmbedder(epochs=2, embed_dim=4, hidden_dim=4, num_heads=1, **options)
+
+
+# ------------------------------------------------------------ 1. an estimator fitted on one frame pickles portably
+@pytest.mark.parametrize("options", [{"view_sizes": [2, 3]}, {}], ids=["view_sizes", "one_view"])
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_an_embedder_fitted_on_a_frame_pickles_naming_no_numpy_internals(options, protocol) -> None:
+    # Before: feature_names_in_ (scikit-learn's object array of one frame's column names) pickled as numpy
+    # makes it: under numpy 2, numpy._core.multiarray._reconstruct, so numpy 1 refused the pickle
+    # (ModuleNotFoundError: No module named 'numpy._core'), though the docs promise both majors load it.
+    X = _frame()
+    estimator = _embedder(**options).fit(X)
+    data = pickle.dumps(estimator, protocol=protocol)
+    assert _numpy_globals(data) == set()
+    twin = pickle.loads(data)
+    names = twin.feature_names_in_
+    assert type(names) is np.ndarray and names.dtype == object and names.tolist() == list("abcde")
+    np.testing.assert_array_equal(twin.transform(X), estimator.transform(X))
+    with pytest.raises(ValueError, match="order|feature names"):
+        twin.transform(X[list("edcba")])  # the names still checked, as the original checks them
+
+
+_EXCHANGE = '''
+import pickle, sys
+import numpy as np, pandas as pd
+from grapheme_multimodal.sklearn import MultimodalEmbedder
+X = pd.DataFrame(np.random.default_rng(0).normal(size=(30, 5)), columns=list("abcde"))
+mode, path = sys.argv[1], sys.argv[2]
+if mode == "write":
+    est = MultimodalEmbedder(view_sizes=[2, 3], epochs=2, embed_dim=4, hidden_dim=4, num_heads=1).fit(X)
+    with open(path, "wb") as f:
+        pickle.dump((est, est.transform(X).tolist()), f)
+else:
+    with open(path, "rb") as f:
+        est, Z = pickle.load(f)
+    assert est.feature_names_in_.tolist() == list("abcde")
+    np.testing.assert_array_equal(est.transform(X), np.asarray(Z, dtype=np.float32))
+'''
+
+
+def _other_numpy_python() -> "str | None":
+    """An interpreter of the other numpy major (the CI's venvs), or None."""
+    listed = [p for p in os.environ.get("GM_OTHER_PYTHONS", "").split(os.pathsep) if p]
+    venvs = os.environ.get("GM_CI_VENVS") or os.path.join(os.environ.get("TMPDIR") or "/tmp", "grapheme-mm-ci-venvs")
+    ours = np.__version__.split(".")[0]
+    for python in listed + sorted(glob.glob(os.path.join(venvs, "*", "bin", "python"))):
+        try:
+            done = subprocess.run([python, "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
+                                  text=True, timeout=60)
+        except OSError:
+            continue
+        if done.returncode == 0 and done.stdout.split(".")[0] != ours:
+            return python
+    return None
+
+
+@pytest.mark.main_only  # two fresh interpreters of another Python
+def test_an_embedder_fitted_on_a_frame_travels_between_numpy_majors(tmp_path: Path) -> None:
+    other = _other_numpy_python()
+    if other is None:
+        pytest.skip("no interpreter of the other numpy major here (GM_OTHER_PYTHONS names some)")
+    if Path(gm.__file__).resolve().parent.parent != (REPO / "python").resolve():
+        pytest.skip("this build is not this tree's: the other interpreter would import another")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    script = tmp_path / "exchange.py"
+    script.write_text(_EXCHANGE)
+    for writer, reader in ((sys.executable, other), (other, sys.executable)):
+        path = tmp_path / "estimator.pkl"
+        for mode, python in (("write", writer), ("read", reader)):
+            done = subprocess.run([python, str(script), mode, str(path)], env=env, capture_output=True, text=True,
+                                  timeout=120)
+            assert done.returncode == 0, f"{mode} by {python}: {done.stderr[-2000:]}"
