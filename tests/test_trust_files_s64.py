@@ -3,6 +3,7 @@ data frames across numpy majors, and damaged or forged files."""
 
 from __future__ import annotations
 
+import copy
 import glob
 import io
 import os
@@ -59,6 +60,8 @@ def test_an_embedder_fitted_on_a_frame_pickles_naming_no_numpy_internals(options
     np.testing.assert_array_equal(twin.transform(X), estimator.transform(X))
     with pytest.raises(ValueError, match="order|feature names"):
         twin.transform(X[list("edcba")])  # the names still checked, as the original checks them
+    for copied in (copy.copy(estimator), copy.deepcopy(estimator)):  # a copy hands the state over unpickled
+        assert type(copied.feature_names_in_) is np.ndarray and copied.feature_names_in_.tolist() == list("abcde")
 
 
 _READ_IN_OTHER_NUMPY = '''
