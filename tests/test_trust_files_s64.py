@@ -44,14 +44,18 @@ def _embedder(**options) -> MultimodalEmbedder:
 
 
 # ------------------------------------------------------------ 1. an estimator fitted on one frame pickles portably
-@pytest.mark.parametrize("options", [{"view_sizes": [2, 3]}, {}], ids=["view_sizes", "one_view"])
+@pytest.fixture(scope="module", params=[{"view_sizes": [2, 3]}, {}], ids=["view_sizes", "one_view"])
+def fitted_on_a_frame(request) -> MultimodalEmbedder:
+    return _embedder(**request.param).fit(_frame())
+
+
 @pytest.mark.parametrize("protocol", [2, 4, 5])
-def test_an_embedder_fitted_on_a_frame_pickles_naming_no_numpy_internals(options, protocol) -> None:
+def test_an_embedder_fitted_on_a_frame_pickles_naming_no_numpy_internals(fitted_on_a_frame, protocol) -> None:
     # Before: feature_names_in_ (scikit-learn's object array of one frame's column names) pickled as numpy
     # makes it: under numpy 2, numpy._core.multiarray._reconstruct, so numpy 1 refused the pickle
     # (ModuleNotFoundError: No module named 'numpy._core'), though the docs promise both majors load it.
     X = _frame()
-    estimator = _embedder(**options).fit(X)
+    estimator = fitted_on_a_frame
     data = pickle.dumps(estimator, protocol=protocol)
     assert _numpy_globals(data) == set()
     twin = pickle.loads(data)
