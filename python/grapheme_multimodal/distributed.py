@@ -844,11 +844,28 @@ def _other_columns(batch: "pa.Table", row: int, skip: set, limit: int = 200) -> 
     """``", whose other columns are {'id': 57}"`` for ``batch``'s ``row``:
     the columns the model does not read, as a user finds the row by (an id, a
     path); ``""`` when there are none. Cut at ``limit`` characters."""
-    values = {name: batch.column(name)[row].as_py() for name in batch.column_names if name not in skip}
+    values = {name: _readable_value(batch.column(name), row) for name in batch.column_names if name not in skip}
     if not values:
         return ""
     text = repr(values)
     return f", whose other columns are {text if len(text) <= limit else text[: limit - 3] + '...'}"
+
+
+def _readable_value(column: Any, row: int) -> Any:
+    """``column[row]`` as Python, for :func:`_other_columns`; where Python
+    cannot hold it (a timestamp or date beyond ``datetime``'s years, as
+    Arrow stores them), Arrow's own text of it: its ``OverflowError``
+    replaced the actor's refusal of the row (NaN, null everywhere) with
+    "Python int too large to convert to C int", naming nothing."""
+    import pyarrow as pa
+
+    try:
+        return column[row].as_py()
+    except (OverflowError, ValueError, pa.ArrowException):
+        try:
+            return column.slice(row, 1).cast(pa.string())[0].as_py()
+        except (pa.ArrowException, TypeError, ValueError):  # no text cast for its type either
+            return f"<a {column.type} value>"
 
 
 def _is_number_type(kind: "pa.DataType") -> bool:
