@@ -61,3 +61,33 @@ def test_an_actors_refusal_of_a_row_is_raised_though_a_column_beside_it_holds_a_
     with pytest.raises(gm.InvalidValueError, match=r"other columns are \{'day': datetime.date\(2020, 1, 2\)\}"):
         distributed.embed_dataset(ray.data.from_arrow([table]), small_model(), {"visual": "v", "auditory": "a"},
                                   num_actors=1).take_all()
+
+
+@ray_test
+@pytest.mark.timeout(60)
+def test_rows_lacking_a_modality_in_the_first_and_last_block_embed_as_in_one_process_bit_for_bit():
+    """``_arrays_dataset(present=...)`` (what ``embed --ray`` sends) makes
+    fixed-size lists with a null bitmap; a missing row at a block's first
+    or last place, a block lacking a modality in every row, and batches
+    that cut blocks at odd places (Arrow slices: offsets into the bitmap)
+    must each be the row's own absence, not a neighbour's: every output
+    equals ``encode_and_fuse``'s on the same rows and mask, bit for bit."""
+    n = 23
+    x = synthetic(n)
+    inputs = {"visual": x["visual"].astype(np.float32), "auditory": x["auditory"].astype(np.float32)}
+    mask = np.zeros((n, 7), bool)
+    mask[:, VISUAL] = True
+    mask[[10, 19, 20, 22], VISUAL] = False  # the first and last rows of the blocks of 10 after the first
+    mask[10:, AUDITORY] = True  # the first block lacks auditory in every row
+    model = small_model(encoder_hidden=(8,))
+    zeroed = {m: np.where(mask[:, idx, None], v, 0).astype(np.float32) for (m, v), idx in zip(inputs.items(), (VISUAL, AUDITORY))}
+    emb, fused = model.encode_and_fuse(zeroed, mask)
+    expected = {"fused": fused, "embeddings": emb, "bindings": model.pair_strengths(emb, mask),
+                "hidden_features": model.hidden_features(zeroed, mask)}
+    present = {"visual": mask[:, VISUAL], "auditory": mask[:, AUDITORY]}
+    ds = distributed._arrays_dataset({"row": np.arange(n), **inputs}, 10, present)
+    out = distributed.embed_dataset(ds, model, {"visual": "visual", "auditory": "auditory"}, num_actors=1, batch_size=3,
+                                    outputs=tuple(expected)).take_all()
+    order = np.argsort([r["row"] for r in out])
+    for name, values in expected.items():
+        assert np.stack([out[i][name] for i in order]).tobytes() == values.tobytes(), name
