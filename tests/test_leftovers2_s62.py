@@ -4,7 +4,6 @@ in an error of a racing first append."""
 
 import copy
 import glob
-import io
 import os
 import pickle
 import runpy
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+from pickle_globals import numpy_globals
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -191,19 +191,6 @@ def test_pickles_travel_between_numpy_majors_both_ways(tmp_path):
     exchange["read"](theirs)
 
 
-def _numpy_globals(data: bytes) -> set:
-    """The numpy names a pickle imports as it loads (numpy 2 names numpy._core, which numpy 1 lacks)."""
-    imported = set()
-
-    class Recording(pickle.Unpickler):
-        def find_class(self, module, name):
-            imported.add((module, name))
-            return super().find_class(module, name)
-
-    Recording(io.BytesIO(data)).load()
-    return {(module, name) for module, name in imported if module.split(".")[0] == "numpy"}
-
-
 @pytest.fixture(scope="module")
 def exchange(tmp_path_factory):
     script = tmp_path_factory.mktemp("exchange") / "exchange.py"
@@ -214,7 +201,7 @@ def exchange(tmp_path_factory):
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_pickles_name_no_numpy_internals(exchange, protocol):
     for name, obj in exchange["objects"]().items():
-        assert _numpy_globals(pickle.dumps(obj, protocol=protocol)) == set(), name
+        assert numpy_globals(pickle.dumps(obj, protocol=protocol)) == set(), name
 
 
 def test_pickles_copies_and_out_of_band_buffers_give_the_same_objects(exchange, tmp_path):

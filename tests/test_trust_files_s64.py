@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import glob
-import io
 import os
 import pickle
 import subprocess
@@ -16,23 +15,11 @@ import pytest
 
 import grapheme_multimodal as gm
 from grapheme_multimodal.sklearn import MultimodalEmbedder
+from pickle_globals import numpy_globals
 
 pd = pytest.importorskip("pandas")
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _numpy_globals(data: bytes) -> set:
-    """The numpy names a pickle imports as it loads (numpy 2's numpy._core is missing from numpy 1)."""
-    imported = set()
-
-    class Recording(pickle.Unpickler):
-        def find_class(self, module, name):
-            imported.add((module, name))
-            return super().find_class(module, name)
-
-    Recording(io.BytesIO(data)).load()
-    return {(module, name) for module, name in imported if module.split(".")[0] == "numpy"}
 
 
 def _frame(columns=("a", "b", "c", "d", "e")) -> "pd.DataFrame":
@@ -57,7 +44,7 @@ def test_an_embedder_fitted_on_a_frame_pickles_naming_no_numpy_internals(fitted_
     X = _frame()
     estimator = fitted_on_a_frame
     data = pickle.dumps(estimator, protocol=protocol)
-    assert _numpy_globals(data) == set()
+    assert numpy_globals(data) == set()
     twin = pickle.loads(data)
     names = twin.feature_names_in_
     assert type(names) is np.ndarray and names.dtype == object and names.tolist() == list("abcde")
