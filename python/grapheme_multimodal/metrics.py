@@ -22,7 +22,7 @@ from ._validation import (
     refuse_over_float64, refuse_sparse, refuse_unordered, unmasked, wrong_type,
 )
 from ._frames import refuse_unpaired_columns, refuse_unpaired_frames
-from ._exact_ints import beyond_float64, column_minimum, minus
+from ._exact_ints import beyond_float64, column_minimum, is_long_double, minus
 from ._exact_ties import ExactTies
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
@@ -150,11 +150,6 @@ def _column_means(x: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
     return np.where(_constant_columns(x), x[0], x.mean(axis=0, dtype=dtype))
 
 
-def _is_long_double(a: np.ndarray) -> bool:
-    """Whether ``a`` is of floats wider than float64 (long double, where the platform has one)."""
-    return a.dtype.kind == "f" and a.dtype.itemsize > 8
-
-
 def _exact_integer_columns(*arrays: np.ndarray) -> tuple:
     """``arrays`` (integer, with the same columns) as float64 less each
     column's smallest value, subtracted exactly (:mod:`._exact_ints`), when
@@ -165,13 +160,10 @@ def _exact_integer_columns(*arrays: np.ndarray) -> tuple:
     shift common to all arrays changes no Euclidean distance and no
     standardised column. Arrays that mix in floats are left as they are,
     unless one is a long double: then all are shifted in long double."""
-    if any(_is_long_double(a) for a in arrays):
-        # long doubles less each column's smallest value, in long double, then rounded once: cast first, their
-        # variation below float64's spacing (columns near 1 that differ by 2**-60, as standardize keeps them)
-        # was lost, and the k-NN, the probe and Euclidean retrieval scored ties (1.0 became 0.33), without a word
-        offset = np.min([a.min(axis=0).astype(np.longdouble) for a in arrays], axis=0)
-        return tuple((a.astype(np.longdouble) - offset).astype(np.float64) for a in arrays)
-    if not beyond_float64(*arrays):
+    # long doubles are shifted in long double (column_minimum, minus): cast first, their variation below float64's
+    # spacing (columns near 1 that differ by 2**-60, as standardize keeps them) was lost, and the k-NN, the probe
+    # and Euclidean retrieval scored ties (1.0 became 0.33), without a word
+    if not any(is_long_double(a) for a in arrays) and not beyond_float64(*arrays):
         return arrays
     offset = column_minimum(*arrays)
     return tuple(minus(a, offset) for a in arrays)
@@ -533,7 +525,7 @@ def cross_view_retrieval(
         # not copied: only read here, into the product's operands (each copy was one more temporary of the
         # data's size, whose pages were faulted in again at each call once the heap's top was handed back)
         # integers beyond 2**53, and long doubles: rounded into float64 below
-        wide = [beyond_float64(a) or _is_long_double(a) for a in (q, g)]
+        wide = [beyond_float64(a) or is_long_double(a) for a in (q, g)]
         q, g = _in_safe_range(*_exact_integer_columns(q, g), copy=False)
         rounded = _conversion_error(q, g, wide)
         q, g = _without_shared_offset(g, q, g)
@@ -947,7 +939,7 @@ def _comparable(*arrays: np.ndarray) -> tuple:
     if any(beyond_float64(a) for a in arrays):
         return tuple(np.array(a.tolist(), dtype=object) for a in arrays)
     # long doubles compare as such: in float64 scores 2**-60 apart, or beyond float64 (inf), tied
-    wide = any(a.dtype.kind == "f" and a.dtype.itemsize > 8 for a in arrays)
+    wide = any(is_long_double(a) for a in arrays)
     return tuple(a.astype(np.longdouble if wide else np.float64) for a in arrays)
 
 

@@ -16,7 +16,7 @@ from .._validation import (
     FloatLike, IntLike, as_finite_float, as_real_array, exact_int, is_int, refuse_beyond_budget, wrong_type,
 )
 from .._frames import named_columns, refuse_reordered_columns, refuse_unpaired_frames
-from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
+from .._exact_ints import Offset, beyond_float64, column_minimum, is_long_double, minus, plus
 from .._portable import PortablePickle
 from .._threadpools import one_blas_thread
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
@@ -79,31 +79,20 @@ def _offset_scale(view: np.ndarray) -> float:
     return _power_of_two_scale(view)
 
 
-#: What a view is shifted by before its cast to float64: each column's smallest value, exactly (the two
-#: halves of an integer's, or a long double), or None where the cast holds the view's variation.
-Offset = Union[IntOffset, np.ndarray, None]
-
-
-def _exact_offset(view: np.ndarray) -> Offset:
+def _exact_offset(view: np.ndarray) -> Optional[Offset]:
     """Each column's smallest value, exactly, for an integer view holding a
-    value beyond ``2**53``, or for a long double view (as long doubles:
-    cast to float64 as it was, its variation below float64's spacing was
-    lost, and columns near 1 that differ by 2**-60 were refused as "every
-    column is constant (all rows alike)", or weighed 0 beside others,
-    where :func:`~grapheme_multimodal.datasets.standardize` keeps them);
-    else None (the view is cast to float64 as it is, bit for bit as before)."""
-    if view.dtype.kind == "f" and view.dtype.itemsize > 8:
-        return view.min(axis=0)
-    return column_minimum(view) if beyond_float64(view) else None
+    value beyond ``2**53``, or for a long double view (cast to float64 as
+    it was, its variation below float64's spacing was lost, and columns
+    near 1 that differ by 2**-60 were refused as "every column is constant
+    (all rows alike)", or weighed 0 beside others, where
+    :func:`~grapheme_multimodal.datasets.standardize` keeps them); else None
+    (the view is cast to float64 as it is, bit for bit as before)."""
+    return column_minimum(view) if is_long_double(view) or beyond_float64(view) else None
 
 
-def _as_float64(view: np.ndarray, offset: Offset) -> np.ndarray:
-    if offset is None:
-        return view.astype(np.float64)
-    if isinstance(offset, np.ndarray):  # a long double view's: shifted in long double, then rounded once
-        return (view.astype(offset.dtype) - offset).astype(np.float64)
+def _as_float64(view: np.ndarray, offset: Optional[Offset]) -> np.ndarray:
     # a float view (of a fit on integers) is shifted in float64: its values are rounded already
-    return minus(view, offset)
+    return view.astype(np.float64) if offset is None else minus(view, offset)
 
 
 def _inverse_sqrt(cov: np.ndarray, reg: float, n_rows: int) -> np.ndarray:
@@ -131,13 +120,9 @@ def _inverse_sqrt(cov: np.ndarray, reg: float, n_rows: int) -> np.ndarray:
     return scaled @ vectors.T
 
 
-def _unshifted(mean: np.ndarray, offset: Offset) -> np.ndarray:
+def _unshifted(mean: np.ndarray, offset: Optional[Offset]) -> np.ndarray:
     """A shifted view's column means as the view's own (rounded to float64)."""
-    if offset is None:
-        return mean
-    if isinstance(offset, np.ndarray):
-        return (offset + mean).astype(np.float64)
-    return as_float(offset) + mean
+    return mean if offset is None else plus(offset, mean)
 
 
 def _one_column_if_1d(view: Any, name: str) -> np.ndarray:
@@ -354,7 +339,7 @@ class ExactCCA(PortablePickle):
     @staticmethod
     def _scores(
         name: str, data: np.ndarray, offset: Tuple[float, np.ndarray], scale: Union[float, np.ndarray], weights: np.ndarray,
-        int_offset: Offset = None,
+        int_offset: Optional[Offset] = None,
     ) -> np.ndarray:
         offset_scale, mean = offset
         arr = _finite_2d(name, data)
