@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Tuple, Type
 import numpy as np
 
 from . import _core
+from ._exact_ints import is_long_double
 from ._core import NUM_MODALITIES
 from ._frames import (
     NUMBER_ARRAY_TEXT_REMEDY, NUMBER_TEXT_REMEDY, arrow_frame, holds_decimals, holds_number_text, holds_object_numbers,
@@ -804,7 +805,7 @@ def over_float64(values: Any) -> Any:
     everywhere for any other dtype: nothing is beyond float64 there but
     ints, which callers read exactly)."""
     arr = np.asarray(values)
-    if not (arr.dtype.kind == "f" and arr.dtype.itemsize > 8):
+    if not is_long_double(arr):
         return np.zeros(arr.shape, bool)
     with np.errstate(invalid="ignore"):  # NaN: not beyond
         return np.abs(arr) > FLOAT64_MAX

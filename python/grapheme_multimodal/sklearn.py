@@ -44,6 +44,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
         "grapheme_multimodal.sklearn needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'", name="sklearn"
     ) from None
 
+from ._exact_ints import is_long_double
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._portable import PortablePickle
 from ._core import NUM_MODALITIES
@@ -1297,7 +1298,7 @@ def _refuse_beyond_float64(x: Any, name: str) -> None:
     for float32``): check_array (and the masked fill) cast the view to
     float64, where it became inf, and it was refused as "holds inf
     (infinity)", a value the caller never gave."""
-    if not (isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > 8 and x.ndim == 2):
+    if not (isinstance(x, np.ndarray) and is_long_double(x) and x.ndim == 2):
         return
     values = np.ma.filled(x, 0) if is_masked_array(x) else x  # masked entries are NaN (missing), not read
     beyond = over_float64(values)
